@@ -1,0 +1,1 @@
+"""FT-Bench task specifications, offline mini tasks and their data, and the task registry."""
