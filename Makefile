@@ -20,7 +20,7 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
-	  $(BIN)/trex-mcp --autonomous --task ftbench/mini/sentiment --home .trex
+	  $(BIN)/trex-mcp --autonomous --task ftbench/mini/sentiment --rounds 4 --runs-per-round 3 --capacity 2 --home .trex
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
