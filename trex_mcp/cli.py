@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     auto.add_argument("--seed", type=int, default=0, help="planner and policy seed")
     auto.add_argument("--resume", metavar="TREE_ID", help="continue an earlier search; finished rounds are kept")
     auto.add_argument("--json", action="store_true", help="print the final summary as JSON")
+    auto.add_argument("--cold-workers", action="store_true",
+                      help="start every run in a fresh process (default: keep one warm CPU worker ready)")
 
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="serve the MCP server (default: stdio)")
@@ -126,7 +128,8 @@ def _autonomous(args: argparse.Namespace) -> int:
         return 2
     from trex_mcp.agents.cli import run_autonomous
 
-    return run_autonomous(args, _settings(args))
+    # A headless search launches run after run: keep a spare worker with the heavy imports done.
+    return run_autonomous(args, _settings(args, warm_worker=not args.cold_workers))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,7 +68,8 @@ class Lab:
             if self._jobs is None:
                 from trex_mcp.execution.manager import JobManager
 
-                self._jobs = JobManager(self.store, self.settings, on_finish=self._on_run_finished)
+                self._jobs = JobManager(self.store, self.settings, on_finish=self._on_run_finished,
+                                        warm_worker=self.settings.warm_worker)
             return self._jobs
 
     @property
