@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ftbench.registry import list_tasks, load_task
 from ftbench.spec import TaskSpec
-from tree_store import Insight, Node, Run, SQLiteTreeStore, State, Tree, TreeStore
+from tree_store import Insight, Node, Run, SQLiteTreeStore, State, Tree, TreeStore, UpdateFinishedError
 from trex_mcp import rounds
 from trex_mcp.budget import TreeBudget, check_new_round, usage
 from trex_mcp.errors import TrexError
@@ -263,7 +263,10 @@ class Lab:
                 log.exception("building run %s failed", run.id)
                 rounds.fail_unbuildable(self.store, run, exc)
                 continue
-            self.jobs.submit(run.id, spec)
+            try:
+                self.jobs.submit(run.id, spec)
+            except UpdateFinishedError:
+                log.info("run %s was finished (cancelled) while its round was being launched", run.id)
         self._maybe_complete(node_id)
 
     def _resume_unsubmitted(self) -> None:
