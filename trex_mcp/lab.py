@@ -234,8 +234,8 @@ class Lab:
             node = self.store.add_node(tree.id, parent.id, strategy_kind=plan.strategy_kind, plan={
                 "direction": plan.direction, "hypothesis": plan.hypothesis,
                 "runs": [r.label for r in plan.runs]})
-            for label, recipe, config, key in variants:
-                self.store.add_run(node.id, recipe=recipe, config=config, meta={"label": label, "key": key})
+            for label, recipe, config, meta in variants:  # meta: {"key", "warm_start_run"}, read back top-level
+                self.store.add_run(node.id, recipe=recipe, config=config, meta={"label": label, **meta})
             return self.get_node(node.id)
 
     def launch_round(self, node_id: str) -> dict[str, Any]:
@@ -329,6 +329,9 @@ class Lab:
                     rounds.prune_unsubmitted(self.store, run)
             out.append(rounds.run_line(self.store.get_run(run.id)))
         if node_id is not None:
+            # A proposed round that never launched is closed too (PRUNED), so it does not block finalize.
+            if self.store.get_node(node_id).state == State.WAITING:
+                self.store.claim_node(node_id, now=self.clock())
             self._maybe_complete(node_id)
         return out
 

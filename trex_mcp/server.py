@@ -82,6 +82,9 @@ def _forbid_unknown_arguments(server: MCPServer) -> None:
 
 def close_server(server: MCPServer) -> None:
     """Close the server's Lab (running training jobs keep running and are re-attached on the next start)."""
+    from trex_mcp.tools.autonomous import stop_all
+
+    stop_all()
     holder = getattr(server, "trex_lab", None)
     if holder is not None:
         holder.close()

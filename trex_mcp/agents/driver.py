@@ -283,7 +283,7 @@ class AutonomousDriver:
         while True:
             if self._stop.is_set():
                 await self._call("cancel_run", {"node_id": node_id})
-            status = await self._call("wait_round", {"node_id": node_id, "timeout_s": 20.0})
+            status = await self._call("wait_round", {"node_id": node_id, "timeout_s": 5.0})
             progress = (status["runs_finished"], status["runs_total"])
             if progress != last and not status["done"]:
                 running = [r for r in status["runs"] if r["state"] == "RUNNING"]

@@ -6,6 +6,7 @@ It runs in a thread with its own event loop, so it outlives the call that starte
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -20,8 +21,27 @@ from trex_mcp.tools.common import READ, WRITE, LabGetter, TaskName, as_dict, exp
 if TYPE_CHECKING:
     from trex_mcp.agents.driver import AutonomousDriver
 
+log = logging.getLogger(__name__)
 _DRIVERS: dict[str, tuple[AutonomousDriver, threading.Thread]] = {}
 _LOCK = threading.Lock()
+
+
+def _run(driver: AutonomousDriver) -> None:
+    """Thread body: the driver records its own failure in its status; nothing escapes the thread."""
+    try:
+        anyio.run(driver.run)
+    except Exception:
+        log.warning("autonomous search %s ended with an error: %s", driver.tree_id, driver.error)
+
+
+def stop_all(timeout_s: float = 15.0) -> None:
+    """Stop every autonomous search of this process (server shutdown); finished rounds are kept."""
+    with _LOCK:
+        entries = list(_DRIVERS.values())
+    for driver, _thread in entries:
+        driver.stop()
+    for _driver, thread in entries:
+        thread.join(timeout=timeout_s)
 
 
 def register(server: MCPServer, lab: LabGetter) -> None:
@@ -48,8 +68,7 @@ def register(server: MCPServer, lab: LabGetter) -> None:
                                     max_wall_s=max_wall_s, seed=seed, resume_tree_id=resume_tree_id, quiet=True)
             driver = AutonomousDriver(server, options, lab=lab())
             driver_id = secrets.token_hex(16)
-            thread = threading.Thread(target=anyio.run, args=(driver.run,), name=f"autonomous-{driver_id[:8]}",
-                                      daemon=True)
+            thread = threading.Thread(target=_run, args=(driver,), name=f"autonomous-{driver_id[:8]}", daemon=True)
             with _LOCK:
                 _DRIVERS[driver_id] = (driver, thread)
             thread.start()
