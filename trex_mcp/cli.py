@@ -26,6 +26,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="a folder recipes may read local files from (repeatable)")
     parser.add_argument("--capacity", type=int, default=None,
                         help="concurrent training runs (default: visible GPUs, or 1 on CPU)")
+    parser.add_argument("--executor", choices=["local", "ray"], default=None,
+                        help="where training runs: local subprocesses (default) or jobs on a Ray cluster")
+    parser.add_argument("--ray-address", default=None,
+                        help="dashboard address of the Ray cluster, e.g. http://127.0.0.1:8265 (implies --executor "
+                        "ray; default $RAY_ADDRESS, else http://127.0.0.1:8265)")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="stderr log level (default WARNING)")
 
@@ -79,6 +84,11 @@ def _settings(args: argparse.Namespace, **extra: object):  # type: ignore[no-unt
         values["home"] = args.home
     if args.capacity is not None:
         values["capacity"] = args.capacity
+    if getattr(args, "ray_address", None) is not None:
+        values["ray_address"] = args.ray_address
+        values["executor"] = "ray"
+    if getattr(args, "executor", None) is not None:
+        values["executor"] = args.executor
     return Settings(**values)
 
 
