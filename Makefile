@@ -6,14 +6,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck pytest clean
+.PHONY: setup demo test test-slow lint typecheck pytest clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first and pinned: an unpinned torch resolves to a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,ray]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -33,6 +33,10 @@ pytest: $(STAMP)
 	$(BIN)/pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo 'pytest collected no tests' >&2; exit 1; fi; exit $$rc
 
 test: lint typecheck pytest
+
+# The slow stage: real Ray cluster, kill -9 and resume, whole autonomous searches. CI runs it after `make test`.
+test-slow: $(STAMP)
+	$(BIN)/pytest -m slow; rc=$$?; if [ $$rc -eq 5 ]; then echo 'pytest collected no slow tests' >&2; exit 1; fi; exit $$rc
 
 clean:
 	rm -rf $(VENV) .trex .pytest_cache .mypy_cache .ruff_cache

@@ -225,8 +225,10 @@ def test_the_entry_wrapper_copies_output_to_train_log_and_passes_the_exit_code(t
 
 
 # ------------------------------------------------------------------------------------------- on a real cluster
+# These start a real Ray head (about 15 s) and real training jobs: CI runs them in its slow stage.
 
 
+@pytest.mark.slow
 def test_after_a_kill_9_of_the_server_a_new_manager_reattaches_its_ray_jobs_cancels_one_and_records_the_other(
         ray_head: Any, trex_home: Path, tmp_path: Path, run_spec_factory: Callable[..., RunSpec],
         backends: list[RayBackend]) -> None:
@@ -285,6 +287,7 @@ def test_after_a_kill_9_of_the_server_a_new_manager_reattaches_its_ray_jobs_canc
         store.close()
 
 
+@pytest.mark.slow
 @pytest.mark.anyio
 async def test_a_one_run_round_runs_on_the_ray_cluster_through_the_mcp_server(ray_head: Any, trex_home: Path) -> None:
     from mcp import Client
