@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trex_mcp.atomic import COMPLETE_MARKER, new_tmp_dir, publish_dir
 from trex_mcp.errors import TrexError
-from trex_mcp.execution.atomic import COMPLETE_MARKER, new_tmp_dir, publish_dir
 
 if TYPE_CHECKING:
     from ftbench.spec import TaskSpec

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from trex_mcp.execution.atomic import atomic_write_text
+from trex_mcp.atomic import atomic_write_text
 
 __all__ = ["DatasetFormat", "RunSpec"]
 

@@ -42,7 +42,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from trex_mcp.execution.atomic import atomic_write_json, atomic_write_text, is_complete, publish_dir
+from trex_mcp.atomic import atomic_write_json, atomic_write_text, is_complete, publish_dir
 from trex_mcp.execution.callbacks import (
     CancelToken,
     LossMonitor,

@@ -16,7 +16,6 @@ Not guaranteed: a Hub source without a revision can change upstream under the sa
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trex_mcp.atomic import COMPLETE_MARKER, fsync_dir, fsync_file
 from trex_mcp.recipes.contamination import ContaminationReport, check_contamination
 from trex_mcp.recipes.errors import RecipeError
 from trex_mcp.recipes.formatting import Row, format_source, templates_for
@@ -230,19 +230,6 @@ def _build_rows(recipe: DataRecipe, task: TaskSpec, settings: Settings, resolved
 # ----------------------------------------------------------------------------------------------- disk
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # some filesystems refuse directory fsync
-        _fsync_file(path)
-
-
 def _write_atomic(parent: Path, final: Path, rows: list[dict[str, Any]], manifest: dict[str, Any]) -> None:
     tmp = parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -252,10 +239,10 @@ def _write_atomic(parent: Path, final: Path, rows: list[dict[str, Any]], manifes
             fh.flush()
             os.fsync(fh.fileno())
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
-        _fsync_file(tmp / "manifest.json")
-        (tmp / "_COMPLETE").write_text(manifest["fingerprint"] + "\n", encoding="utf-8")  # marker last
-        _fsync_file(tmp / "_COMPLETE")
-        _fsync_dir(tmp)
+        fsync_file(tmp / "manifest.json")
+        (tmp / COMPLETE_MARKER).write_text(manifest["fingerprint"] + "\n", encoding="utf-8")  # marker last
+        fsync_file(tmp / COMPLETE_MARKER)
+        fsync_dir(tmp)
         if final.exists() and not (final / "_COMPLETE").is_file():
             shutil.rmtree(final)  # an incomplete folder is never used; only interference can leave one
         try:
@@ -263,7 +250,7 @@ def _write_atomic(parent: Path, final: Path, rows: list[dict[str, Any]], manifes
         except OSError:
             if not (final / "_COMPLETE").is_file():  # not a concurrent build that finished first
                 raise
-        _fsync_dir(parent)
+        fsync_dir(parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

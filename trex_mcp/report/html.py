@@ -17,7 +17,6 @@ import datetime as dt
 import gzip
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from functools import cache
 from html import escape
@@ -234,22 +233,15 @@ def render_report(export: Mapping[str, Any], *, test_result: Mapping[str, Any] |
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, fsync, then os.replace: a
-    reader sees the old file or the whole new one, never a part. Creates missing parent folders and returns
-    the absolute path. Raises ReportError when the path cannot be written."""
+    """Write ``text`` to ``path`` atomically (see `trex_mcp.atomic`): a reader sees the old file or the whole
+    new one, never a part. Creates missing parent folders and returns the absolute path. Raises ReportError
+    when the path cannot be written."""
+    from trex_mcp.atomic import atomic_write_text
+
     target = Path(path).expanduser().resolve()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(target, text)
     except OSError as exc:
         raise ReportError(f"cannot write the report to {target}: {exc.strerror or exc}", field="path",
                           hint="choose a writable file path (-o)") from exc

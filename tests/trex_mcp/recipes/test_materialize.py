@@ -234,18 +234,18 @@ def test_a_failure_while_writing_leaves_no_folder_and_no_temp(task: TaskSpec, se
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     mat = importlib.import_module("trex_mcp.recipes.materialize")  # the package re-exports a function
 
-    real = mat._fsync_file
+    real = mat.fsync_file
 
     def failing(path: Path) -> None:
         if path.name == "manifest.json":
             raise OSError("disk full")
         real(path)
 
-    monkeypatch.setattr(mat, "_fsync_file", failing)
+    monkeypatch.setattr(mat, "fsync_file", failing)
     with pytest.raises(OSError, match="disk full"):
         materialize({"sources": [{"kind": "task", "name": "clean"}]}, task=task, settings=settings)
     assert _only_final_dirs(settings) == []
-    monkeypatch.setattr(mat, "_fsync_file", real)
+    monkeypatch.setattr(mat, "fsync_file", real)
     built = materialize({"sources": [{"kind": "task", "name": "clean"}]}, task=task, settings=settings)
     assert _only_final_dirs(settings) == [built.fingerprint]
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from trex_mcp.execution.atomic import (
+from trex_mcp.atomic import (
     atomic_write_json,
     atomic_write_text,
     is_complete,

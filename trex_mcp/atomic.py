@@ -16,10 +16,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COMPLETE_MARKER", "atomic_write_json", "atomic_write_text", "fsync_dir", "is_complete", "new_tmp_dir",
+__all__ = ["COMPLETE_MARKER", "atomic_write_json", "atomic_write_text", "fsync_dir", "fsync_file", "is_complete", "new_tmp_dir",
            "publish_dir"]
 
 COMPLETE_MARKER = "_COMPLETE"
+
+
+def fsync_file(path: Path) -> None:
+    """fsync an existing file's contents to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: Path) -> None:
@@ -33,7 +42,7 @@ def fsync_dir(path: Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Replace `path` with `text` atomically (temp file + fsync + os.replace)."""
+    """Replace `path` with `text` atomically (temp file + fsync + os.replace). Raises OSError."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
