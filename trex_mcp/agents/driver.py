@@ -69,6 +69,7 @@ class AutonomousDriver:
         self.tree_id: str | None = options.resume_tree_id
         self.phase = "starting"
         self.rounds_done = 0
+        self.rounds_planned = options.rounds
         self.best_score: float | None = None
         self.summary: dict[str, Any] | None = None
         self.error: str | None = None
@@ -94,7 +95,7 @@ class AutonomousDriver:
     def status(self) -> dict[str, Any]:
         """Where the search stands."""
         return {"phase": self.phase, "tree_id": self.tree_id, "rounds_done": self.rounds_done,
-                "rounds_planned": self.options.rounds, "best_score": self.best_score,
+                "rounds_planned": self.rounds_planned, "best_score": self.best_score,
                 "current_node": self._current_node, "elapsed_s": round(time.monotonic() - self._started, 1),
                 "events": list(self.events)[-10:], "summary": self.summary, "error": self.error}
 
@@ -177,7 +178,9 @@ class AutonomousDriver:
                     await self._learn(finished, await self._call("get_node", {"node_id": node["node_id"]}))
 
     async def _rounds(self, tree: dict[str, Any]) -> None:
-        while self.rounds_done < self.options.rounds and not self._stop.is_set():
+        # The tree's own budget (e.g. a mini task's max_rounds) may be tighter than --rounds.
+        self.rounds_planned = min(self.options.rounds, int(tree.get("budget", {}).get("max_rounds") or 20))
+        while self.rounds_done < self.rounds_planned and not self._stop.is_set():
             self.phase = "planning"
             suggestion = await self._call("suggest_next_node", {
                 "tree_id": self.tree_id, "policy": self.options.policy, "exploration": self.options.exploration,
@@ -196,7 +199,7 @@ class AutonomousDriver:
                 return
             self._current_node = node["node_id"]
             await self._call("launch_round", {"node_id": node["node_id"]})
-            label = f"round {self.rounds_done + 1}/{self.options.rounds} (#{node['number']})"
+            label = f"round {self.rounds_done + 1}/{self.rounds_planned} (#{node['number']})"
             finished = await self._wait(node["node_id"], label)
             self.rounds_done += 1
             await self._learn(finished, node)

@@ -12,9 +12,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def _normalised(model: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with every default filled in, as the server stores it (so a planner's short dict and the stored
+    full dump of the same variant get the same key). Data the model refuses is hashed as it is."""
+    from pydantic import ValidationError
+
+    try:
+        return dict(model.model_validate(data).model_dump(mode="json"))
+    except ValidationError:
+        return data
+
+
 def variant_key(recipe: dict[str, Any], config: dict[str, Any], warm_from: str | None = None) -> str:
     """Identity of a run variant: recipe (without description and cap), config, and for a warm start the node
-    whose model it continues from."""
+    whose model it continues from. Both are normalised first (defaults filled in)."""
+    from trex_mcp.recipes.config import TrainConfig
+    from trex_mcp.recipes.recipe import DataRecipe
+
+    recipe, config = _normalised(DataRecipe, recipe), _normalised(TrainConfig, config)
     blob = json.dumps({"recipe": {k: v for k, v in recipe.items() if k not in ("description", "max_samples")},
                        "config": config, "from": warm_from if config.get("warm_start") else None},
                       sort_keys=True, default=str)
