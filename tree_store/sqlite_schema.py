@@ -33,7 +33,6 @@ from tree_store.errors import CorruptStoreError, SchemaVersionError, TreeStoreEr
 APPLICATION_ID = 0x54524558  # "TREX"
 APPLICATION_NAME = "trex-tree-store"
 BUSY_TIMEOUT_MS = 30_000
-SQLITE_MAGIC = b"SQLite format 3\x00"
 
 SCHEMA_V1 = """
 CREATE TABLE meta (
@@ -143,16 +142,10 @@ def check_header(path: Path) -> bool:
         return False
     if path.is_dir():
         raise CorruptStoreError(f"{path} is a directory, not a trex tree store file; pass a file path")
-    if size == 0:
-        return False
-    with path.open("rb") as f:
-        head = f.read(len(SQLITE_MAGIC))
-    if head != SQLITE_MAGIC:
-        raise CorruptStoreError(
-            f"{path} is not a trex tree store (not an SQLite file); refusing to open or overwrite it. "
-            "Move it away or choose another store path."
-        )
-    return True
+    # The header is not read with a plain open(): closing any descriptor of a database file drops every POSIX
+    # lock this process holds on it, so another connection here could lose its locks and a second process could
+    # delete the WAL under it. SQLite's own read-only open (validate_existing) tracks descriptors per inode.
+    return size > 0
 
 
 def _tables(conn: sqlite3.Connection) -> list[str]:
@@ -219,6 +212,11 @@ def validate_existing(path: Path) -> None:
             raise TreeStoreError(f"{path} stayed locked for {BUSY_TIMEOUT_MS // 1000} s: {exc}") from exc
         raise CorruptStoreError(f"{path} cannot be read as a trex tree store: {exc}") from exc
     except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc).lower():
+            raise CorruptStoreError(
+                f"{path} is not a trex tree store (not an SQLite file); refusing to open or overwrite it. "
+                "Move it away or choose another store path."
+            ) from exc
         raise CorruptStoreError(f"{path} is damaged or not a trex tree store: {exc}") from exc
     finally:
         conn.close()
