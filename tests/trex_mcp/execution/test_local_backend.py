@@ -213,6 +213,9 @@ def test_attach_adopts_only_the_same_live_process(tmp_path: Path, backend: Local
     spec = write_spec(tmp_path / "run", tmp_path / "shared", "loop")
     info = backend.submit("r1", [sys.executable, str(CHILD), str(spec)], tmp_path / "run", {})
     job = info.to_job()
+    # Right after fork the child's command line is still the parent's; attach checks it, so wait for the exec.
+    cmdline = Path(f"/proc/{job['pid']}/cmdline")
+    wait_until(lambda: str(job["cmd_marker"]) in cmdline.read_bytes().decode(errors="replace"), what="child exec")
     other = LocalBackend(devices=[])  # a fresh backend, as after a server restart
     try:
         assert other.attach(job) and other.poll(job["handle"]).alive
