@@ -259,6 +259,9 @@ def _load_for_training(spec: RunSpec, cfg: TrainConfig, task: TaskSpec, use_cpu:
     if not use_cpu and cfg.adapter == "lora" and cfg.precision in ("bf16", "fp16"):
         dtype = cfg.precision  # frozen base in half precision; full fine-tunes keep fp32 masters (amp)
     warm = spec.warm_start_adapter
+    if warm is None and cfg.warm_start:
+        raise WorkerFailure("invalid_config", "config.warm_start is true but the spec names no warm_start_adapter; "
+                            "training from scratch would silently ignore the plan")
     if warm is None:
         model, tok = load_model(spec.base_model, models_dir=spec.models_dir, task=task, dtype=dtype)
         return model, tok, cfg.adapter == "lora"

@@ -345,6 +345,13 @@ def test_warm_start_from_an_incomplete_adapter_is_invalid_config(make_run_spec, 
     assert failure["kind"] == "invalid_config" and "incomplete" in failure["message"]
 
 
+def test_a_warm_start_without_an_adapter_is_invalid_config_not_a_silent_fresh_start(make_run_spec):
+    spec = make_run_spec(config={**LEARNING_CONFIG, "max_steps": 3, "warm_start": True})
+    assert run_worker(spec) == worker.EXIT_FAIL
+    failure = _result(spec.run_dir)["failure"]
+    assert failure["kind"] == "invalid_config" and "warm_start" in failure["message"]
+
+
 def test_an_unreadable_spec_is_reported_next_to_it(tmp_path):
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps({"run_id": "x"}))
