@@ -204,6 +204,8 @@ def server_parameters(args: argparse.Namespace, environ: Mapping[str, str] | Non
         extra += ["--data-root", str(root)]
     if args.capacity is not None:
         extra += ["--capacity", str(args.capacity)]
+    if not args.cold_workers:
+        extra.append("--warm-worker")  # runs follow each other: keep the torch/TRL imports done
     extra += ["--log-level", args.server_log_level]
     env = child_env(os.environ if environ is None else environ, home=args.home, offline=args.offline)
     return StdioServerParameters(command=command[0], args=[*command[1:], *extra], env=env)
@@ -410,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--data-root", action="append", type=Path, default=[],
                         help="a folder recipes may read local files from (repeatable)")
     server.add_argument("--capacity", type=_bounded(int, 1, 64), default=None, help="concurrent training runs")
+    server.add_argument("--cold-workers", action="store_true",
+                        help="start every run in a fresh process (default: the server keeps one warm CPU worker)")
     server.add_argument("--offline", action="store_true",
                         help="set HF_HUB_OFFLINE, HF_DATASETS_OFFLINE and TRANSFORMERS_OFFLINE for the server")
     server.add_argument("--server-log", type=Path, default=None, help="write the server's stderr here")

@@ -112,7 +112,10 @@ def test_the_server_gets_only_the_forwarded_environment_and_hf_token_only_when_s
     args = fc.build_parser().parse_args(["--home", str(tmp_path), "--capacity", "1", "--data-root", "/data"])
     params = fc.server_parameters(args, environ=parent)
     assert params.args[params.args.index("--home"):] == ["--home", str(tmp_path), "--data-root", "/data",
-                                                         "--capacity", "1", "--log-level", "WARNING"]
+                                                         "--capacity", "1", "--warm-worker", "--log-level",
+                                                         "WARNING"]
+    cold = fc.build_parser().parse_args(["--cold-workers"])
+    assert "--warm-worker" not in fc.server_parameters(cold, environ=parent).args
     assert params.env == fc.child_env(parent, home=tmp_path, offline=False)
 
 
